@@ -1,0 +1,1 @@
+"""The example streamproc application: a small shop pipeline."""

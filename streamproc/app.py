@@ -1,0 +1,256 @@
+"""The streamproc App: a ``faust.App`` that also runs processors and the outbox relay."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import faust
+from faust.types import TopicT
+from sqlalchemy import MetaData
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from . import inbox
+from .cache import HotIdCache
+from .codecs import Codec, JsonCodec
+from .config import Settings
+from .database import create_engine, create_sessions
+from .errors import UndeclaredTopicError
+from .kafka import faust_credentials
+from .messages import IdSource
+from .offsets import GuardedConsumer
+from .processor import Handler, Processor, ProcessorOptions
+from .relay import Relay
+from .retry import backoff_s
+from .schema import create_schema
+
+__all__ = ["App"]
+
+log = logging.getLogger(__name__)
+
+_PURGE_BATCH = 10_000
+
+
+class App(faust.App):
+    """A Faust app whose processors have exactly-once effects.
+
+    Usage::
+
+        app = streamproc.App("shop")                     # KAFKA_BROKER, DATABASE_URL
+        orders = app.topic("orders", value_type=Order)
+
+        @app.processor(orders)
+        async def reserve_stock(ctx, order: Order) -> None:
+            ctx.session.add(Reservation(order_id=order.id))
+            await ctx.emit(payments, PaymentRequested(order_id=order.id), key=order.id)
+
+    ``faust -A module worker`` starts every processor and the relay.
+    Constructor arguments win over the environment (:class:`Settings`);
+    any other keyword is a Faust setting.
+    """
+
+    def __init__(
+        self,
+        id: str,
+        *,
+        broker: str | None = None,
+        database_url: str | None = None,
+        schema: str | None = None,
+        data_dir: str | None = None,
+        relay: bool | None = None,
+        tables: MetaData | None = None,
+        settings: Settings | None = None,
+        **faust_options: Any,
+    ) -> None:
+        self.settings = settings or Settings.from_env(
+            broker=broker, database_url=database_url, schema=schema,
+            data_dir=data_dir, relay_enabled=relay,
+        )
+        credentials = faust_credentials(self.settings)
+        if credentials is not None:
+            faust_options.setdefault("broker_credentials", credentials)
+        faust_options.setdefault("web_enabled", False)
+        faust_options.setdefault("topic_allow_declare", True)
+        faust_options.setdefault("producer_acks", -1)
+        super().__init__(id, broker=self.settings.broker, **faust_options)
+        self.processors: dict[str, Processor] = {}
+        self.tables_metadata = tables
+        self._codecs: dict[str, Codec] = {}
+        self._engine: AsyncEngine | None = None
+        self._sessions: async_sessionmaker[AsyncSession] | None = None
+        self._caches: list[HotIdCache] = []
+        self.relay: Relay | None = None
+        self.timer(60.0, name="streamproc.purge_inbox")(self._purge_inbox)
+        self.timer(30.0, name="streamproc.log_stats")(self._log_stats)
+
+    # -- database -----------------------------------------------------------
+
+    @property
+    def engine(self) -> AsyncEngine:
+        """The worker's SQLAlchemy async engine (created on first use)."""
+        if self._engine is None:
+            self._engine = create_engine(self.settings)
+        return self._engine
+
+    @property
+    def sessions(self) -> async_sessionmaker[AsyncSession]:
+        """The session factory processors use; handy for reads in user code."""
+        if self._sessions is None:
+            self._sessions = create_sessions(self.engine)
+        return self._sessions
+
+    async def create_schema(self) -> None:
+        """Create streamproc's tables and the app's ``tables`` metadata, if missing."""
+        await create_schema(self.engine, self.settings.schema)
+        if self.tables_metadata is not None:
+            async with self.engine.begin() as conn:
+                await conn.run_sync(self.tables_metadata.create_all)
+
+    # -- topics -------------------------------------------------------------
+
+    def topic(self, *topics: str, codec: Codec | None = None, **kwargs: Any) -> TopicT:
+        """Declare a topic (Faust's ``app.topic``); ``codec`` overrides JSON of ``value_type``.
+
+        Only declared topics may be named in ``ctx.emit``.
+        """
+        channel = super().topic(*topics, **kwargs)
+        for name in topics:
+            self._codecs[name] = codec or JsonCodec(kwargs.get("value_type"))
+        return channel
+
+    def resolve_topic(self, topic: Any) -> tuple[str, Codec]:
+        """Name and codec of a declared topic (a faust topic or its name)."""
+        name = topic if isinstance(topic, str) else topic.get_topic_name()
+        try:
+            return name, self._codecs[name]
+        except KeyError:
+            raise UndeclaredTopicError(
+                f"topic {name!r} is not declared: add app.topic({name!r}, ...)"
+            ) from None
+
+    # -- processors ---------------------------------------------------------
+
+    def processor(
+        self,
+        topic: TopicT | str,
+        *,
+        name: str | None = None,
+        batch_size: int | None = None,
+        batch_timeout_ms: int | None = None,
+        max_attempts: int | None = None,
+        message_id: IdSource = None,
+        codec: Codec | None = None,
+        require_key: bool = False,
+        dead_letter_topic: bool | str = False,
+    ) -> Callable[[Handler], Processor]:
+        """Turn ``async def handler(ctx, value)`` into a processor of ``topic``.
+
+        ``message_id``: where records from outside producers carry their id (a
+        header name or a function of the :class:`Record`); the default is
+        ``<topic>/<partition>/<offset>``. ``dead_letter_topic``: also publish
+        dead letters to ``<topic>.dlq`` (or the given name) through the outbox.
+        """
+        topic_name, declared_codec = self.resolve_topic(topic)
+        partitions = None if isinstance(topic, str) else topic.partitions
+        settings = self.settings
+
+        def decorate(handler: Handler) -> Processor:
+            processor_name = name or handler.__name__
+            dlq = f"{topic_name}.dlq" if dead_letter_topic is True else (dead_letter_topic or None)
+            if dlq is not None:
+                self.topic(dlq, value_type=bytes, codec=declared_codec)
+            options = ProcessorOptions(
+                name=processor_name,
+                topic=topic_name,
+                codec=codec or declared_codec,
+                batch_size=batch_size or settings.batch_size,
+                batch_timeout_ms=batch_timeout_ms or settings.batch_timeout_ms,
+                max_attempts=max_attempts or settings.max_attempts,
+                max_message_bytes=settings.max_message_bytes,
+                retry_backoff_ms=settings.retry_backoff_ms,
+                retry_backoff_max_ms=settings.retry_backoff_max_ms,
+                message_id=message_id,
+                require_key=require_key,
+                dead_letter_topic=dlq,
+            )
+            processor = Processor(options, handler, self)
+            self.processors[processor_name] = processor
+            # The agent reads raw bytes: decoding is ours, so bad input is
+            # dead-lettered instead of being dropped by Faust's deserializer.
+            source = faust.App.topic(
+                self, topic_name, key_type=bytes, value_type=bytes,
+                key_serializer="raw", value_serializer="raw",
+                partitions=partitions, internal=True,
+            )
+            self.agent(source, name=processor_name)(processor.consume)
+            return processor
+
+        return decorate
+
+    def open_cache(self, processor: str) -> HotIdCache:
+        """Open ``processor``'s hot-id cache under the data dir (closed with the app)."""
+        base = Path(self.settings.data_dir) if self.settings.data_dir else Path(self.conf.datadir) / "streamproc"
+        cache = HotIdCache(
+            base / processor / "inbox-cache",
+            max_entries=self.settings.cache_max_entries,
+            max_age_s=self.settings.inbox_retention_s,
+        )
+        self._caches.append(cache)
+        return cache
+
+    # -- lifecycle ----------------------------------------------------------
+
+    def _new_consumer(self) -> Any:
+        # Guard the commit against faust-streaming issue #606 (see offsets.py).
+        if self.transport.Consumer.__name__ == "Consumer":
+            self.transport.Consumer = GuardedConsumer
+        return super()._new_consumer()
+
+    async def on_start(self) -> None:
+        """Create the schema (retrying until the database answers), then start Faust."""
+        attempt = 0
+        while True:
+            try:
+                await self.create_schema()
+                break
+            except Exception as exc:  # noqa: BLE001 - wait for the database, do not crash-loop
+                attempt += 1
+                delay = backoff_s(attempt, self.settings.retry_backoff_ms, self.settings.retry_backoff_max_ms)
+                log.warning("database not ready (%r), retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+        if self.settings.relay_enabled and self.relay is None:
+            self.relay = Relay(self.settings, self.engine, loop=self.loop, beacon=self.beacon)
+            await self.add_runtime_dependency(self.relay)
+        await super().on_start()
+
+    async def on_stop(self) -> None:
+        """Close the hot-id caches and the database pool."""
+        await super().on_stop()
+        for cache in self._caches:
+            cache.close()
+        self._caches.clear()
+        if self._engine is not None:
+            await self._engine.dispose()
+
+    async def _purge_inbox(self) -> None:
+        # Any worker may run it: the DELETE is idempotent and takes no lock.
+        try:
+            async with self.engine.begin() as conn:
+                removed = await inbox.purge(conn, self.settings.schema, self.settings.inbox_retention_s, _PURGE_BATCH)
+            if removed:
+                log.info("inbox: purged %d rows older than %ds", removed, self.settings.inbox_retention_s)
+        except Exception as exc:  # noqa: BLE001 - a timer must never crash the worker
+            log.warning("inbox purge failed, will retry: %r", exc)
+
+    async def _log_stats(self) -> None:
+        for processor in self.processors.values():
+            s = processor.stats
+            log.info(
+                "processor=%s in=%d handled=%d duplicates=%d cache_hits=%d dead_lettered=%d emitted=%d",
+                processor.name, s.events_in, s.handled, s.duplicates, s.cache_hits, s.dead_lettered, s.emitted,
+            )
+        if self.relay is not None:
+            log.info("relay published=%d failures=%d", self.relay.stats.published, self.relay.stats.failures)
