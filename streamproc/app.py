@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+from dataclasses import asdict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -226,9 +228,17 @@ class App(faust.App):
             await self.add_runtime_dependency(self.relay)
         await super().on_start()
 
+    def stats(self) -> dict[str, Any]:
+        """Counters of every processor and of the relay since this worker started."""
+        result: dict[str, Any] = {name: asdict(p.stats) for name, p in self.processors.items()}
+        if self.relay is not None:
+            result["relay"] = asdict(self.relay.stats)
+        return result
+
     async def on_stop(self) -> None:
-        """Close the hot-id caches and the database pool."""
+        """Log the final counters; close the hot-id caches and the database pool."""
         await super().on_stop()
+        log.info("streamproc stats %s", json.dumps(self.stats(), sort_keys=True))
         for cache in self._caches:
             cache.close()
         self._caches.clear()
@@ -246,11 +256,4 @@ class App(faust.App):
             log.warning("inbox purge failed, will retry: %r", exc)
 
     async def _log_stats(self) -> None:
-        for processor in self.processors.values():
-            s = processor.stats
-            log.info(
-                "processor=%s in=%d handled=%d duplicates=%d cache_hits=%d dead_lettered=%d emitted=%d",
-                processor.name, s.events_in, s.handled, s.duplicates, s.cache_hits, s.dead_lettered, s.emitted,
-            )
-        if self.relay is not None:
-            log.info("relay published=%d failures=%d", self.relay.stats.published, self.relay.stats.failures)
+        log.info("streamproc stats %s", json.dumps(self.stats(), sort_keys=True))

@@ -44,6 +44,7 @@ class HotIdCache:
         self.max_age_ms = int(max_age_s * 1000)
         self._clock = clock
         self._db = Rdict(str(self.path), _options())
+        self._closed = False
         stored = self._db.get(_COUNT_KEY)
         self._count = int.from_bytes(stored, "big") if stored is not None else 0
 
@@ -77,8 +78,10 @@ class HotIdCache:
         self._evict()
 
     def close(self) -> None:
-        """Flush and close the database."""
-        self._db.close()
+        """Flush and close the database (again: no-op)."""
+        if not self._closed:
+            self._closed = True
+            self._db.close()
 
     def _evict(self) -> None:
         oldest = self._now_ms() - self.max_age_ms

@@ -14,11 +14,29 @@ from __future__ import annotations
 
 from collections import defaultdict
 from typing import Any
+from weakref import WeakSet
 
 from faust.transport.drivers.aiokafka import Consumer
 from faust.types import TP, Message
 
 __all__ = ["GuardedConsumer"]
+
+
+class _TrackedMessages(WeakSet):  # type: ignore[type-arg]
+    """Faust's weak set of unacked messages that also records their offsets.
+
+    Faust adds to this set from three places (``Consumer.track_message`` and
+    the Python and Cython stream iterators, which inline it), so recording
+    here sees every delivered message.
+    """
+
+    def __init__(self, offsets: defaultdict[TP, set[int]]) -> None:
+        super().__init__()
+        self.offsets = offsets
+
+    def add(self, message: Message) -> None:
+        self.offsets[message.tp].add(message.offset)
+        super().add(message)
 
 
 class GuardedConsumer(Consumer):
@@ -27,12 +45,7 @@ class GuardedConsumer(Consumer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._in_flight: defaultdict[TP, set[int]] = defaultdict(set)
-
-    def track_message(self, message: Message) -> None:
-        """Record the message as delivered and pending ack."""
-        if self.app.topics.acks_enabled_for(message.topic):
-            self._in_flight[message.tp].add(message.offset)
-        super().track_message(message)
+        self._unacked_messages = _TrackedMessages(self._in_flight)
 
     def ack(self, message: Message) -> bool:
         """Acknowledge ``message``; its offset no longer holds the commit back."""

@@ -1,0 +1,1 @@
+"""Faust apps that tests start with the faust CLI."""
