@@ -71,6 +71,7 @@ class ProcessorStats:
     emitted: int = 0
     batches: int = 0
     transactions: int = 0
+    transactions_saved: int = 0
     handler_failures: int = 0
     batch_retries: int = 0
 
@@ -198,6 +199,8 @@ class Processor:
             self.stats.emitted += len(outcome.emitted)
             faults.hit("after_commit")
             self.cache.add(outcome.handled)
+        elif known:
+            self.stats.transactions_saved += 1  # BEGIN, claim and COMMIT: three round trips
         for event in events:
             event.ack()
 

@@ -26,8 +26,8 @@ class Worker:
         self.proc: subprocess.Popen[bytes] | None = None
         self._log_offset = 0
 
-    def start(self, timeout_s: float = 90, **extra_env: str) -> Worker:
-        """Start the worker and wait until Faust says it is ready."""
+    def start(self, timeout_s: float = 90, wait: bool = True, **extra_env: str) -> Worker:
+        """Start the worker and (unless ``wait`` is false) wait until Faust says it is ready."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         env = {**self.env, **extra_env}
         log = self.log_path.open("ab")
@@ -36,7 +36,8 @@ class Worker:
             [FAUST, "--datadir", str(self.data_dir), "-A", self.app, "worker", "-l", "info"],
             env=env, stdout=log, stderr=subprocess.STDOUT, cwd=Path(__file__).resolve().parent.parent,
         )
-        self.wait_for_log("[^Worker]: Ready", timeout_s)
+        if wait:
+            self.wait_for_log("[^Worker]: Ready", timeout_s)
         return self
 
     def log_text(self) -> str:
