@@ -42,7 +42,9 @@ async def reserve_stock(ctx: streamproc.Context, order: Order) -> None:
     ctx.session.add(Reservation(order_id=order.order_id, sku=order.sku, quantity=order.quantity))
     await ctx.emit(
         payments,
-        PaymentRequested(order_id=order.order_id, amount_cents=order.amount_cents),
+        PaymentRequested(
+            order_id=order.order_id, amount_cents=order.amount_cents, sku=order.sku, quantity=order.quantity
+        ),
         key=order.order_id,
     )
 
@@ -51,14 +53,9 @@ async def reserve_stock(ctx: streamproc.Context, order: Order) -> None:
 async def charge_payment(ctx: streamproc.Context, request: PaymentRequested) -> None:
     """Capture the payment, then ask for shipment and notify the customer."""
     ctx.session.add(Payment(order_id=request.order_id, amount_cents=request.amount_cents))
-    reservation = await ctx.session.get(Reservation, request.order_id)
     await ctx.emit(
         shipments,
-        ShipmentRequested(
-            order_id=request.order_id,
-            sku=reservation.sku if reservation else "unknown",
-            quantity=reservation.quantity if reservation else 0,
-        ),
+        ShipmentRequested(order_id=request.order_id, sku=request.sku, quantity=request.quantity),
         key=request.order_id,
     )
     await ctx.emit(

@@ -49,7 +49,7 @@ async def test_one_order_gives_one_row_per_processor_and_lineage(pipeline: Pipel
     assert ship_headers["causation-id"] == pay_headers["message-id"]
     assert dict(notification.headers)["causation-id"] == pay_headers["message-id"]
     assert payment.key == b"o-1"
-    assert json.loads(payment.value) == {"order_id": "o-1", "amount_cents": 100}
+    assert json.loads(payment.value) == {"order_id": "o-1", "amount_cents": 100, "sku": "sku-1", "quantity": 2}
 
 
 async def test_duplicates_never_run_a_handler_twice(pipeline: Pipeline) -> None:

@@ -1,0 +1,1 @@
+"""streamproc benchmarks: ``make bench`` (``python -m bench``)."""

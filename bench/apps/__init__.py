@@ -1,0 +1,1 @@
+"""Faust apps the pipeline benchmark starts with the faust CLI."""
