@@ -1,0 +1,72 @@
+# streamproc: `make help` lists the targets; README.md explains them.
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+.DELETE_ON_ERROR:
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+VENV_STAMP := $(VENV)/.installed
+
+# Defaults for the Python commands only.  stack/services.sh has to see whether
+# the user set KAFKA_BROKER / DATABASE_URL (then it starts nothing and waits
+# for those), so these defaults are NOT exported: make puts a variable into a
+# recipe's environment only when it came from the environment or the command
+# line, and $(PYENV) hands the effective values to the Python commands.
+KAFKA_BROKER ?= kafka://127.0.0.1:9092
+DATABASE_URL ?= postgresql+asyncpg://streamproc:streamproc@127.0.0.1:5433/streamproc
+PYENV = KAFKA_BROKER='$(KAFKA_BROKER)' DATABASE_URL='$(DATABASE_URL)'
+
+# Extra arguments for pytest, e.g. make test PYTEST_ARGS='-k smoke -x'
+PYTEST_ARGS ?=
+
+.PHONY: help venv tools services services-stop services-status schema test demo bench clean
+
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+venv: $(VENV_STAMP) ## create .venv and install the package with its dev extras
+
+$(VENV_STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+		|| { echo "streamproc needs Python 3.11+; '$(PYTHON)' is older (set PYTHON=...)" >&2; exit 1; }
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) \
+		|| { echo "cannot create a virtualenv; on Debian/Ubuntu: apt-get install -y python3-venv" >&2; exit 1; }
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+	@touch $@
+
+tools: ## install the docker-compose CLI (apt) if missing; the compose test needs it
+	@if ! command -v docker-compose >/dev/null 2>&1; then \
+		if [ "$$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then \
+			echo "docker-compose is missing; install it with: sudo apt-get update && sudo apt-get install -y docker-compose" >&2; exit 1; \
+		fi; \
+		echo "installing docker-compose with apt-get"; \
+		DEBIAN_FRONTEND=noninteractive apt-get update -qq; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null; \
+	fi
+
+services: venv ## start Kafka and PostgreSQL on 127.0.0.1 (or wait for KAFKA_BROKER/DATABASE_URL)
+	stack/services.sh start
+
+services-stop: ## stop the local Kafka and PostgreSQL
+	stack/services.sh stop
+
+services-status: ## show whether the local Kafka and PostgreSQL run
+	stack/services.sh status
+
+schema: venv services ## create the database schema
+	$(PYENV) $(BIN)/faust -A agents.app init-db
+
+test: venv tools services ## run the whole test suite against the real services
+	$(PYENV) $(BIN)/pytest $(PYTEST_ARGS)
+
+demo: venv services schema ## run the example app on a stream of sample events
+	$(PYENV) $(BIN)/python -m agents.demo
+
+bench: venv services schema ## run the benchmarks
+	$(PYENV) $(BIN)/python -m bench
+
+clean: ## stop the services and delete .stack and .venv
+	stack/services.sh clean
+	rm -rf $(VENV)
