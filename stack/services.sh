@@ -325,7 +325,8 @@ kafka_stop() {
 # ------------------------------------------------------------ PostgreSQL ----
 
 as_pg() {  # run as the cluster's owner (initdb and pg_ctl refuse root)
-    if [[ $EUID -eq 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi
+    # From /: the postgres user may not be allowed into the current directory.
+    if [[ $EUID -eq 0 ]]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi
 }
 
 pg_bin_dir() {  # the server binaries; the data dir's major version if it has one
