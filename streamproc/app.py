@@ -34,6 +34,8 @@ __all__ = ["App"]
 log = logging.getLogger(__name__)
 
 _PURGE_BATCH = 10_000
+_DRAIN_TIMEOUT_S = 30
+_REVOKE_DRAIN_TIMEOUT_S = 10
 
 
 class App(faust.App):
@@ -77,6 +79,11 @@ class App(faust.App):
         faust_options.setdefault("web_enabled", False)
         faust_options.setdefault("topic_allow_declare", True)
         faust_options.setdefault("producer_acks", -1)
+        # Faust's own wait (consumer.wait_empty) waits for every buffered event
+        # to be acked and never ends while a batch retries against a database
+        # that is down; the processors drain themselves instead (on_stop,
+        # _on_partitions_revoked), with a bound.
+        faust_options.setdefault("stream_wait_empty", False)
         super().__init__(id, broker=self.settings.broker, **faust_options)
         self.processors: dict[str, Processor] = {}
         self.tables_metadata = tables
@@ -236,7 +243,11 @@ class App(faust.App):
         return result
 
     async def on_stop(self) -> None:
-        """Log the final counters; close the hot-id caches and the database pool."""
+        """Let in-flight batches commit (or give them up if they wait on a failure),
+        then stop Faust, log the final counters, close the caches and the pool."""
+        stopped = await asyncio.gather(*(p.stop(_DRAIN_TIMEOUT_S) for p in self.processors.values()))
+        if not all(stopped):
+            log.warning("a batch was still in flight after %ds; it rolls back and is redelivered", _DRAIN_TIMEOUT_S)
         await super().on_stop()
         log.info("streamproc stats %s", json.dumps(self.stats(), sort_keys=True))
         for cache in self._caches:
@@ -244,6 +255,13 @@ class App(faust.App):
         self._caches.clear()
         if self._engine is not None:
             await self._engine.dispose()
+
+    async def _on_partitions_revoked(self, revoked: set[Any]) -> None:
+        # Let the batch in flight commit and ack first, so that its offsets are
+        # committed before the partitions move; if it is stuck, the new owner's
+        # inbox absorbs the repeat.
+        await asyncio.gather(*(p.wait_idle(_REVOKE_DRAIN_TIMEOUT_S) for p in self.processors.values()))
+        await super()._on_partitions_revoked(revoked)
 
     async def _purge_inbox(self) -> None:
         # Any worker may run it: the DELETE is idempotent and takes no lock.

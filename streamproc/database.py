@@ -11,6 +11,11 @@ from .config import Settings
 
 __all__ = ["create_engine", "create_sessions"]
 
+# A connection that silently stops answering (a network partition drops no
+# RST) must surface as a transient error, not hang a batch forever.
+_CONNECT_TIMEOUT_S = 10
+_COMMAND_TIMEOUT_S = 60
+
 
 def create_engine(settings: Settings) -> AsyncEngine:
     """An asyncpg engine whose sessions see ``settings.schema`` first on the search path.
@@ -19,6 +24,8 @@ def create_engine(settings: Settings) -> AsyncEngine:
     (``disable``, ``prefer``, ``require``, ``verify-ca``, ``verify-full``).
     """
     url, connect_args = _split_ssl(settings.database_url)
+    connect_args["timeout"] = _CONNECT_TIMEOUT_S
+    connect_args["command_timeout"] = _COMMAND_TIMEOUT_S
     connect_args["server_settings"] = {
         "search_path": f'"{settings.schema}",public',
         "application_name": "streamproc",

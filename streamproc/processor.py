@@ -100,6 +100,10 @@ class _Outcome:
     duplicates: int = 0
 
 
+class _Abandoned(Exception):
+    """The worker is stopping: give the batch up unacked; it will be redelivered."""
+
+
 class _HandlerFailed(Exception):
     def __init__(self, message_id: str | None, exc: BaseException) -> None:
         super().__init__(message_id, exc)
@@ -131,6 +135,9 @@ class Processor:
         self._schema = host.settings.schema
         self._shards = host.settings.relay_shards
         self._cache: HotIdCache | None = None
+        self._stopping = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
 
     @property
     def cache(self) -> HotIdCache:
@@ -143,6 +150,20 @@ class Processor:
     def name(self) -> str:
         """The processor's name: its inbox namespace and its Faust agent's name."""
         return self.options.name
+
+    async def wait_idle(self, timeout_s: float) -> bool:
+        """Wait until no batch is in flight; False if ``timeout_s`` passed first."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout_s)
+        except asyncio.TimeoutError:
+            return False
+        return True
+
+    async def stop(self, timeout_s: float) -> bool:
+        """Take no new batch; let the one in flight commit, or give it up unacked
+        if it is waiting on a failure (it will be redelivered). False on timeout."""
+        self._stopping.set()
+        return await self.wait_idle(timeout_s)
 
     async def consume(self, stream: Any) -> None:
         """The Faust agent body: batches without auto-ack, each through :meth:`process`."""
@@ -176,6 +197,15 @@ class Processor:
         capped, jittered backoff, without acking: the worker neither skips the
         batch nor crash-loops, and resumes by itself when the service is back.
         """
+        if self._stopping.is_set():
+            return  # the worker is stopping: leave the events unacked for the next owner
+        self._idle.clear()
+        try:
+            await self._process(events)
+        finally:
+            self._idle.set()
+
+    async def _process(self, events: Sequence[Event]) -> None:
         self.stats.batches += 1
         self.stats.events_in += len(events)
         fresh: list[_Item] = []
@@ -192,7 +222,14 @@ class Processor:
             self.stats.duplicates += len(known)
             fresh = [item for item in fresh if item.message_id not in known]
         if fresh:
-            outcome = await self._commit(fresh)
+            try:
+                outcome = await self._commit(fresh)
+            except _Abandoned:
+                log.warning(
+                    "processor=%s abandoned a batch of %d on shutdown; it will be redelivered",
+                    self.name, len(events),
+                )
+                return
             self.stats.duplicates += outcome.duplicates
             self.stats.handled += len(outcome.handled)
             self.stats.dead_lettered += len(outcome.dead)
@@ -254,6 +291,8 @@ class Processor:
                 )
                 isolate = True
             except Exception as exc:  # noqa: BLE001 - anything else: retry the batch, never skip it
+                if self._stopping.is_set():
+                    raise _Abandoned from exc
                 retries += 1
                 self.stats.batch_retries += 1
                 delay = backoff_s(retries, self.options.retry_backoff_ms, self.options.retry_backoff_max_ms)
@@ -263,7 +302,7 @@ class Processor:
                     self.name, len(items), retries,
                     "transient" if is_transient(exc) else "unexpected", delay, exc,
                 )
-                await asyncio.sleep(delay)
+                await self._sleep(delay)
 
     async def _transaction(
         self, items: list[_Item], isolate: bool, failures: dict[str, _Failure]
@@ -345,9 +384,17 @@ class Processor:
                     )
                 )
                 return
-            await asyncio.sleep(
+            await self._sleep(
                 backoff_s(failure.attempts, self.options.retry_backoff_ms, self.options.retry_backoff_max_ms)
             )
+
+    async def _sleep(self, seconds: float) -> None:
+        """Back off for ``seconds``; raise :class:`_Abandoned` if the worker starts stopping."""
+        try:
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+        except asyncio.TimeoutError:
+            return
+        raise _Abandoned
 
     def _context(self, session: AsyncSession, item: _Item) -> Context:
         return Context(session, item.record, item.message_id, self.name, self._host.resolve_topic)
