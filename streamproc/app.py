@@ -84,7 +84,7 @@ class App(faust.App):
         # that is down; the processors drain themselves instead (on_stop,
         # _on_partitions_revoked), with a bound.
         faust_options.setdefault("stream_wait_empty", False)
-        super().__init__(id, broker=self.settings.broker, **faust_options)
+        super().__init__(id, broker=self.settings.faust_broker, **faust_options)
         self.processors: dict[str, Processor] = {}
         self.tables_metadata = tables
         self._codecs: dict[str, Codec] = {}

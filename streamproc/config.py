@@ -27,6 +27,7 @@ DEFAULT_BROKER = "kafka://127.0.0.1:9092"
 DEFAULT_DATABASE_URL = "postgresql+asyncpg://streamproc:streamproc@127.0.0.1:5433/streamproc"
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+_HOST_PORT = re.compile(r"^[A-Za-z0-9_.\-\[\]:]+:\d+$")
 
 
 def _env(name: str) -> dict[str, Any]:
@@ -37,7 +38,8 @@ def _env(name: str) -> dict[str, Any]:
 class Settings:
     """Validated streamproc settings; immutable once built."""
 
-    #: Kafka bootstrap URL(s), ``kafka://host:port[;kafka://host2:port]``. ``KAFKA_BROKER``.
+    #: Kafka bootstrap server(s): ``kafka://host:port``, several separated by
+    #: ``;`` or ``,`` (``kafka://a:9092,b:9092``). ``KAFKA_BROKER``.
     broker: str = field(default=DEFAULT_BROKER, metadata=_env("KAFKA_BROKER"))
     #: SQLAlchemy async URL of PostgreSQL (asyncpg driver). ``DATABASE_URL``.
     database_url: str = field(default=DEFAULT_DATABASE_URL, metadata=_env("DATABASE_URL"))
@@ -109,8 +111,10 @@ class Settings:
             raise ConfigurationError(
                 f"database_url must use postgresql+asyncpg://, got {mask_url(self.database_url)}"
             )
-        if not all(part.strip().startswith("kafka://") for part in self.broker.split(";")):
-            raise ConfigurationError(f"broker must be kafka://host:port, got {self.broker!r}")
+        if not self.broker.strip().startswith("kafka://") or not all(
+            _HOST_PORT.match(server) for server in self.bootstrap_servers
+        ):
+            raise ConfigurationError(f"broker must be kafka://host:port[,host:port], got {self.broker!r}")
         for name in (
             "batch_size", "batch_timeout_ms", "max_attempts", "max_message_bytes",
             "inbox_retention_s", "cache_max_entries", "relay_batch_size", "relay_poll_ms",
@@ -147,7 +151,13 @@ class Settings:
     @property
     def bootstrap_servers(self) -> list[str]:
         """``host:port`` of every broker in :attr:`broker`."""
-        return [urlsplit(part.strip()).netloc for part in self.broker.split(";")]
+        parts = re.split(r"[;,]", self.broker)
+        return [part.strip().removeprefix("kafka://").rstrip("/") for part in parts if part.strip()]
+
+    @property
+    def faust_broker(self) -> str:
+        """:attr:`broker` in the form Faust takes: ``kafka://a:9092;kafka://b:9092``."""
+        return ";".join(f"kafka://{server}" for server in self.bootstrap_servers)
 
     def __repr__(self) -> str:
         shown = ", ".join(

@@ -71,15 +71,20 @@ def qualified(schema: str, table: str) -> str:
 
 
 async def create_schema(engine: AsyncEngine, schema: str) -> None:
-    """Create streamproc's tables in ``schema`` if missing (safe to run concurrently)."""
+    """Create streamproc's tables in ``schema`` if missing (safe to run concurrently).
+
+    When the schema is already at :data:`SCHEMA_VERSION` this only reads, so a
+    worker whose role may not run DDL starts against tables an admin created
+    (``faust -A app init-db``).
+    """
+    async with engine.connect() as conn:
+        if await _version(conn, schema) == SCHEMA_VERSION:
+            return
     async with engine.begin() as conn:
         # One creator at a time: concurrent CREATE … IF NOT EXISTS can still collide.
         await conn.exec_driver_sql("SELECT pg_advisory_xact_lock(hashtext('streamproc.schema'))")
         await _run_script(conn, _DDL.format(s=f'"{schema}"'))
-        version = (
-            await conn.exec_driver_sql(f'SELECT max(version) FROM "{schema}".schema_version')
-        ).scalar()
-        if version is None:
+        if await _version(conn, schema) is None:
             await conn.exec_driver_sql(
                 f'INSERT INTO "{schema}".schema_version VALUES ($1)', (SCHEMA_VERSION,)
             )
@@ -89,6 +94,13 @@ async def drop_schema(engine: AsyncEngine, schema: str) -> None:
     """Drop ``schema`` with everything in it (tests and ``reset``)."""
     async with engine.begin() as conn:
         await conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+async def _version(conn: AsyncConnection, schema: str) -> int | None:
+    table = (await conn.exec_driver_sql("SELECT to_regclass($1)", (f'"{schema}".schema_version',))).scalar()
+    if table is None:
+        return None
+    return (await conn.exec_driver_sql(f'SELECT max(version) FROM "{schema}".schema_version')).scalar()
 
 
 async def _run_script(conn: AsyncConnection, script: str) -> None:

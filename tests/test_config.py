@@ -20,8 +20,10 @@ def test_constructor_wins_over_environment() -> None:
 
 
 def test_several_brokers() -> None:
-    s = Settings.from_env({"KAFKA_BROKER": "kafka://a:1;kafka://b:2"})
-    assert s.bootstrap_servers == ["a:1", "b:2"]
+    for value in ("kafka://a:1;kafka://b:2", "kafka://a:1,b:2", "kafka://a:1, kafka://b:2"):
+        s = Settings.from_env({"KAFKA_BROKER": value})
+        assert s.bootstrap_servers == ["a:1", "b:2"]
+        assert s.faust_broker == "kafka://a:1;kafka://b:2"
 
 
 @pytest.mark.parametrize(
@@ -32,6 +34,7 @@ def test_several_brokers() -> None:
         ({"STREAMPROC_SCHEMA": "x; drop table"}, "not a plain SQL identifier"),
         ({"DATABASE_URL": "postgresql://u:hunter2@h/db"}, "postgresql+asyncpg://"),
         ({"KAFKA_BROKER": "127.0.0.1:9092"}, "kafka://host:port"),
+        ({"KAFKA_BROKER": "kafka://nohostport"}, "kafka://host:port"),
         ({"KAFKA_SECURITY_PROTOCOL": "TLS"}, "kafka_security_protocol"),
     ],
 )
