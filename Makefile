@@ -17,6 +17,12 @@ VENV_STAMP := $(VENV)/.installed
 KAFKA_BROKER ?= kafka://127.0.0.1:9092
 DATABASE_URL ?= postgresql+asyncpg://streamproc:streamproc@127.0.0.1:5433/streamproc
 PYENV = KAFKA_BROKER='$(KAFKA_BROKER)' DATABASE_URL='$(DATABASE_URL)'
+# Run a Python command with those settings, echoing it without them: a
+# password in DATABASE_URL must never reach a terminal or a CI log.
+define py
+	@echo '+ $(1)'
+	@$(PYENV) $(1)
+endef
 
 # Extra arguments for pytest, e.g. make test PYTEST_ARGS='-k smoke -x'
 PYTEST_ARGS ?=
@@ -56,16 +62,16 @@ services-status: ## show whether the local Kafka and PostgreSQL run
 	stack/services.sh status
 
 schema: venv services ## create the database schema
-	$(PYENV) $(BIN)/faust -A agents.app init-db
+	$(call py,$(BIN)/faust -A agents.app init-db)
 
 test: venv tools services ## run the whole test suite against the real services
-	$(PYENV) $(BIN)/pytest $(PYTEST_ARGS)
+	$(call py,$(BIN)/pytest $(PYTEST_ARGS))
 
 demo: venv services schema ## run the example app on a stream of sample events
-	$(PYENV) $(BIN)/python -m agents.demo
+	$(call py,$(BIN)/python -m agents.demo)
 
 bench: venv services schema ## run the benchmarks
-	$(PYENV) $(BIN)/python -m bench
+	$(call py,$(BIN)/python -m bench)
 
 clean: ## stop the services and delete .stack and .venv
 	stack/services.sh clean
