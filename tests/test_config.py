@@ -53,3 +53,11 @@ def test_passwords_never_show() -> None:
         Settings.from_env({"DATABASE_URL": "postgresql://app:hunter2@db/x"})
     assert "hunter2" not in str(failed.value)
     assert mask_url("postgresql+asyncpg://db/x") == "postgresql+asyncpg://db/x"
+
+
+def test_sslmode_goes_to_asyncpg() -> None:
+    from streamproc.database import _split_ssl
+
+    url, args = _split_ssl("postgresql+asyncpg://u:p@db:5432/x?sslmode=verify-full&application_name=a")
+    assert url == "postgresql+asyncpg://u:p@db:5432/x?application_name=a"
+    assert args == {"ssl": "verify-full"}
