@@ -214,8 +214,8 @@ class App(faust.App):
 
     def _new_consumer(self) -> Any:
         # Guard the commit against faust-streaming issue #606 (see offsets.py).
-        if self.transport.Consumer.__name__ == "Consumer":
-            self.transport.Consumer = GuardedConsumer
+        # Set on this app's transport instance only, never on Faust's class.
+        self.transport.Consumer = GuardedConsumer  # type: ignore[misc]
         return super()._new_consumer()
 
     async def on_start(self) -> None:

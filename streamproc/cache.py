@@ -17,6 +17,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import cast
 
 from rocksdict import BlockBasedOptions, Cache, Options, Rdict, WriteBatch
 
@@ -88,7 +89,8 @@ class HotIdCache:
         excess = self._count - self.max_entries
         batch = WriteBatch(raw_mode=True)
         removed = 0
-        for key in self._db.keys(from_key=b"t"):
+        for raw in self._db.keys(from_key=b"t"):
+            key = cast(bytes, raw)  # raw mode: keys are bytes
             if not key.startswith(b"t"):
                 break
             if removed >= excess and int.from_bytes(key[1:9], "big") >= oldest:

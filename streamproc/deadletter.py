@@ -153,7 +153,7 @@ async def replay(conn: AsyncConnection, schema: str, letter_ids: Sequence[int], 
             RETURNING processor, message_id, topic, key, value, headers""",
         (list(letter_ids),),
     )
-    rows = result.all()
+    rows: Sequence[Any] = result.all()
     if not rows:
         return 0
     await conn.exec_driver_sql(

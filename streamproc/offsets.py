@@ -22,7 +22,7 @@ from faust.types import TP, Message
 __all__ = ["GuardedConsumer"]
 
 
-class _TrackedMessages(WeakSet):  # type: ignore[type-arg]
+class _TrackedMessages(WeakSet[Message]):
     """Faust's weak set of unacked messages that also records their offsets.
 
     Faust adds to this set from three places (``Consumer.track_message`` and

@@ -14,6 +14,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -100,9 +101,10 @@ async def fetch(
             WHERE shard = ANY($1::smallint[]) ORDER BY id LIMIT $2""",
         (list(shards), limit),
     )
+    rows: Sequence[Any] = result.all()
     return [
         StoredMessage(row[0], OutboxMessage(row[1], row[2], row[3], headers_from_json(row[4])))
-        for row in result
+        for row in rows
     ]
 
 
