@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -95,69 +96,65 @@ async def run(database_url: str, tmp: Path, messages: int) -> dict[str, Any]:
         await conn.run_sync(Base.metadata.create_all)
     results: dict[str, Any] = {"batch_size": {}, "failure_strategy": {}, "cache": {}}
     offset = 0
+
+    def batches_of(size: int, total: int) -> list[list[_Event]]:
+        nonlocal offset
+        made = [_events(size, offset + i) for i in range(0, total, size)]
+        offset += total
+        return made
+
+    async def timed(run_batch: Callable[[list[_Event]], Awaitable[Any]], batches: list[list[_Event]]) -> tuple[float, int]:
+        """Seconds to run every batch, and the statements they sent."""
+        host.statements = 0
+        started = time.perf_counter()
+        for batch in batches:
+            await run_batch(batch)
+        return time.perf_counter() - started, host.statements
+
     try:
         for size in (1, 10, 100, 500, 1000):
             processor = _processor(host, size)
             total = min(messages, max(size * 20, 2000)) if size < 100 else messages
-            batches = [_events(size, offset + i) for i in range(0, total, size)]
-            offset += total
-            host.statements = 0
-            started = time.perf_counter()
-            for batch in batches:
-                await processor.process(batch)
-            elapsed = time.perf_counter() - started
+            batches = batches_of(size, total)
+            elapsed, statements = await timed(processor.process, batches)
             results["batch_size"][size] = {
                 "messages": total,
                 "msg_per_s": round(total / elapsed),
-                "statements_per_batch": round(host.statements / len(batches), 2),
+                "statements_per_batch": round(statements / len(batches), 2),
                 "transactions": processor.stats.transactions,
             }
             processor.cache.close()
 
-        # Savepoint per event always, versus one optimistic pass (redo only on failure).
-        size = 500
-        for strategy in ("optimistic", "savepoint_per_event"):
-            processor = _processor(host, size)
-            batches = [_events(size, offset + i) for i in range(0, messages, size)]
-            offset += messages
-            host.statements = 0
-            started = time.perf_counter()
-            for batch in batches:
-                if strategy == "optimistic":
-                    await processor.process(batch)
-                else:
-                    items = [_Item(e, processor._decode(e).record, f"m-{e.message.offset}",
-                                   value={"n": e.message.offset}) for e in batch]
-                    await processor._transaction(items, isolate=True, failures={})
-            elapsed = time.perf_counter() - started
+        # One optimistic pass (savepoints only to redo a failed batch) versus a savepoint per event.
+        processor = _processor(host, 500)
+
+        async def savepoint_per_event(batch: list[_Event]) -> None:
+            items = [_Item(e, processor._decode(e).record, f"m-{e.message.offset}", value={"n": e.message.offset})
+                     for e in batch]
+            await processor._transaction(items, isolate=True, failures={})
+
+        for strategy, run_batch in (("optimistic", processor.process), ("savepoint_per_event", savepoint_per_event)):
+            batches = batches_of(500, messages)
+            elapsed, statements = await timed(run_batch, batches)
             results["failure_strategy"][strategy] = {
                 "msg_per_s": round(messages / elapsed),
-                "statements_per_batch": round(host.statements / len(batches), 2),
+                "statements_per_batch": round(statements / len(batches), 2),
             }
-            processor.cache.close()
+        processor.cache.close()
         opt = results["failure_strategy"]["optimistic"]["msg_per_s"]
         sp = results["failure_strategy"]["savepoint_per_event"]["msg_per_s"]
         results["failure_strategy"]["optimistic_over_savepoint"] = round(opt / sp, 2)
 
         # Redelivery of already-done messages: answered by the cache, or by the inbox.
         processor = _processor(host, 500)
-        done = [_events(500, offset + i) for i in range(0, messages, 500)]
-        offset += messages
-        for batch in done:
-            await processor.process(batch)
+        done = batches_of(500, messages)
+        await timed(processor.process, done)
         for label in ("cache", "inbox_only"):
             if label == "inbox_only":
                 processor.cache.close()
                 processor._cache = host.open_cache("empty")
-            host.statements = 0
-            started = time.perf_counter()
-            for batch in done:
-                await processor.process(batch)
-            elapsed = time.perf_counter() - started
-            results["cache"][label] = {
-                "msg_per_s": round(messages / elapsed),
-                "statements": host.statements,
-            }
+            elapsed, statements = await timed(processor.process, done)
+            results["cache"][label] = {"msg_per_s": round(messages / elapsed), "statements": statements}
         processor.cache.close()
         results["cache"]["cache_over_inbox"] = round(
             results["cache"]["cache"]["msg_per_s"] / results["cache"]["inbox_only"]["msg_per_s"], 2

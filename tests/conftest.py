@@ -21,6 +21,7 @@ import pytest
 from aiokafka import AIOKafkaClient
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from tests.kafka_helpers import wait_topic_visible
 from tests.pipeline import pipeline  # noqa: F401 - the per-test pipeline fixture
 
 DEFAULT_KAFKA_BROKER = "kafka://127.0.0.1:9092"
@@ -169,24 +170,6 @@ def _topic_prefix(test_name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", test_name).strip("-.")[:40] or "t"
 
 
-async def _wait_topic_visible(admin: AIOKafkaAdminClient, name: str, partitions: int, timeout_s: float = 30) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    last = None
-    while True:
-        [meta] = await admin.describe_topics([name])
-        last = meta
-        parts = meta.get("partitions") or []
-        if (
-            meta.get("error_code") == 0
-            and len(parts) == partitions
-            and all(p.get("error_code") == 0 and p.get("leader", -1) >= 0 for p in parts)
-        ):
-            return
-        if asyncio.get_running_loop().time() > deadline:
-            raise TimeoutError(f"topic {name} not visible with {partitions} partitions after {timeout_s}s: {last}")
-        await asyncio.sleep(0.1)
-
-
 @pytest.fixture
 async def new_topic(kafka_bootstrap: str, request: pytest.FixtureRequest) -> AsyncIterator[NewTopicFactory]:
     """Factory: ``await new_topic(partitions=1)`` creates a uniquely named topic.
@@ -206,7 +189,7 @@ async def new_topic(kafka_bootstrap: str, request: pytest.FixtureRequest) -> Asy
             if error["error_code"] != 0:
                 raise RuntimeError(f"creating topic {name} failed: {error}")
         created.append(name)
-        await _wait_topic_visible(admin, name, partitions)
+        await wait_topic_visible(admin, name, partitions)
         return name
 
     try:

@@ -97,3 +97,33 @@ async def _partitions(bootstrap: str, topic: str, deadline: float) -> list[int]:
             await asyncio.sleep(0.1)
     finally:
         await admin.close()
+
+
+async def wait_topic_visible(admin: AIOKafkaAdminClient, name: str, partitions: int, timeout_s: float = 30) -> None:
+    """Wait until ``name`` has ``partitions`` partitions, each with a leader."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    last = None
+    while True:
+        [meta] = await admin.describe_topics([name])
+        last = meta
+        parts = meta.get("partitions") or []
+        if (
+            meta.get("error_code") == 0
+            and len(parts) == partitions
+            and all(p.get("error_code") == 0 and p.get("leader", -1) >= 0 for p in parts)
+        ):
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError(f"topic {name} not visible with {partitions} partitions after {timeout_s}s: {last}")
+        await asyncio.sleep(0.1)
+
+
+async def committed_offsets(bootstrap: str, group: str, topic: str) -> dict[int, int]:
+    """The consumer group's committed offset of each partition of ``topic`` that has one."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(group)
+    finally:
+        await admin.close()
+    return {tp.partition: meta.offset for tp, meta in offsets.items() if tp.topic == topic and meta.offset >= 0}

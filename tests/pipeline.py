@@ -12,6 +12,7 @@ import asyncpg
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from tests.kafka_helpers import committed_offsets, wait_topic_visible
 from tests.workers import Worker
 
 
@@ -54,8 +55,14 @@ class Pipeline:
         await admin.start()
         try:
             await admin.create_topics([NewTopic(self.topic(n), partitions, 1) for n in names])
+            for name in names:
+                await wait_topic_visible(admin, self.topic(name), partitions)
         finally:
             await admin.close()
+
+    async def committed(self, topic: str) -> dict[int, int]:
+        """This pipeline's consumer group's committed offsets on ``topic`` (by partition)."""
+        return await committed_offsets(self.bootstrap, self.app_id, self.topic(topic))
 
     async def scalar(self, sql: str, *args: Any) -> Any:
         return await self.pg.fetchval(sql.replace("{s}", f'"{self.schema}"'), *args)

@@ -9,23 +9,14 @@ from __future__ import annotations
 import asyncio
 import json
 
-from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.structs import TopicPartition
-
 from tests.kafka_helpers import produce
 from tests.pipeline import Pipeline
 from tests.waiting import wait_until
 
 
 async def committed(p: Pipeline, topic: str) -> int | None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=p.bootstrap)
-    await admin.start()
-    try:
-        offsets = await admin.list_consumer_group_offsets(p.app_id)
-    finally:
-        await admin.close()
-    meta = offsets.get(TopicPartition(p.topic(topic), 0))
-    return None if meta is None or meta.offset < 0 else meta.offset
+    """The committed offset of partition 0 of ``topic``, None before the first commit."""
+    return (await p.committed(topic)).get(0)
 
 
 def seqs(n: int, **extra: dict) -> list[tuple[bytes, bytes, list[tuple[str, bytes]]]]:

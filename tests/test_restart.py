@@ -2,22 +2,10 @@
 
 from __future__ import annotations
 
-from aiokafka.admin import AIOKafkaAdminClient
-
 from tests.kafka_helpers import produce
 from tests.pipeline import Pipeline
 from tests.test_chain import PROCESSORS, TABLES, TOPICS, counts, order
 from tests.waiting import wait_until
-
-
-async def committed_offsets(p: Pipeline, topic: str) -> dict[int, int]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=p.bootstrap)
-    await admin.start()
-    try:
-        offsets = await admin.list_consumer_group_offsets(p.app_id)
-    finally:
-        await admin.close()
-    return {tp.partition: meta.offset for tp, meta in offsets.items() if tp.topic == topic and meta.offset >= 0}
 
 
 async def test_killed_after_commit_then_restarted(pipeline: Pipeline) -> None:
@@ -32,7 +20,7 @@ async def test_killed_after_commit_then_restarted(pipeline: Pipeline) -> None:
     done_at_kill = await pipeline.rows(
         'SELECT partition, "offset" FROM {s}.inbox WHERE processor = $1', "reserve_stock"
     )
-    offsets = await committed_offsets(pipeline, pipeline.topic("orders"))
+    offsets = await pipeline.committed("orders")
     redelivered_done = sum(1 for r in done_at_kill if r["offset"] >= offsets.get(r["partition"], 0))
     assert redelivered_done > 0, "the kill left nothing to redeliver; the test proves nothing"
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 from tests.kafka_helpers import produce
 from tests.pipeline import Pipeline
 from tests.test_chain import PROCESSORS, TABLES, TOPICS, counts, order
-from tests.test_restart import committed_offsets
 from tests.waiting import wait_until
 
 
@@ -22,7 +21,7 @@ async def test_sigterm_mid_stream_then_restart(pipeline: Pipeline) -> None:
         'SELECT partition, count(*) AS n, max("offset") AS last FROM {s}.inbox WHERE processor = $1 GROUP BY 1',
         "reserve_stock",
     )
-    offsets = await committed_offsets(pipeline, pipeline.topic("orders"))
+    offsets = await pipeline.committed("orders")
     assert {r["partition"]: r["last"] + 1 for r in done} == offsets
     assert {r["partition"]: r["n"] for r in done} == offsets
 
