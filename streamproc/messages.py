@@ -83,7 +83,10 @@ def message_id_of(record: Record, source: IdSource = None) -> str:
         if raw is not None:
             return _valid_id(raw, source)
     elif source is not None:
-        value = source(record)
+        try:
+            value = source(record)
+        except Exception as exc:  # noqa: BLE001 - the user's function failing is bad input
+            raise InvalidMessageIdError(f"id function failed: {exc!r}") from exc
         if value is not None:
             return _valid_id(str(value).encode() if not isinstance(value, bytes) else value, "id function")
     return record.position

@@ -168,7 +168,6 @@ class Processor:
     async def consume(self, stream: Any) -> None:
         """The Faust agent body: batches without auto-ack, each through :meth:`process`."""
         within = self.options.batch_timeout_ms / 1000
-        self.cache  # open it before the first batch, not inside it
         async for events in stream.noack_take(self.options.batch_size, within):
             await self.process(events)
 
@@ -260,6 +259,8 @@ class Processor:
             return _Item(event, record, message_id, value=self._decode_value(record))
         except DecodeError as exc:
             return _Item(event, record, message_id, error=exc)
+        except Exception as exc:  # noqa: BLE001 - a custom codec's bug is still bad input, not a crash
+            return _Item(event, record, message_id, error=DecodeError(f"codec failed: {exc!r}"))
 
     def _decode_value(self, record: Record) -> Any:
         if record.value is None:

@@ -19,6 +19,11 @@ def test_id_sources_in_order() -> None:
     assert message_id_of(rec()) == "orders/2/41"
 
 
+def test_a_failing_id_function_is_bad_input() -> None:
+    with pytest.raises(InvalidMessageIdError, match="id function failed"):
+        message_id_of(rec(), lambda r: r.value["id"])
+
+
 @pytest.mark.parametrize("bad", [b"", b"   ", b"x" * 201, b"\xff\xfe", b"a\x00b"])
 def test_bad_id_headers(bad: bytes) -> None:
     with pytest.raises(InvalidMessageIdError):

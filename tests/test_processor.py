@@ -238,3 +238,22 @@ async def test_a_lost_database_is_waited_for_not_skipped(host: Host) -> None:
     assert processor.stats.batch_retries == 2 and processor.stats.transactions == 3
     assert sorted(r[0] for r in await query(host, "SELECT message_id FROM {s}.effect")) == ["a", "b"]
     assert acks == [0, 1]
+
+
+async def test_a_broken_custom_codec_dead_letters_instead_of_crashing(host: Host) -> None:
+    class Broken:
+        def encode(self, value: Any) -> bytes:
+            return b""
+
+        def decode(self, data: bytes) -> Any:
+            raise ZeroDivisionError("codec bug")
+
+    async def handler(ctx: Context, value: Any) -> None:
+        raise AssertionError("never called")
+
+    processor = make(host, handler, codec=Broken())
+    acks: list[int] = []
+    await processor.process(events([("a", b"{}")], acks))
+    (letter,) = await query(host, "SELECT reason, error_message FROM {s}.dead_letter")
+    assert letter["reason"] == "decode_error" and "codec bug" in letter["error_message"]
+    assert acks == [0]
