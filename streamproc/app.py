@@ -20,7 +20,7 @@ from .cache import HotIdCache
 from .codecs import Codec, JsonCodec
 from .config import Settings
 from .database import create_engine, create_sessions
-from .errors import UndeclaredTopicError
+from .errors import UndeclaredTopicError, is_transient
 from .kafka import faust_credentials
 from .messages import IdSource
 from .offsets import GuardedConsumer
@@ -34,6 +34,7 @@ __all__ = ["App"]
 log = logging.getLogger(__name__)
 
 _PURGE_BATCH = 10_000
+_PURGE_BUDGET_S = 30
 _DRAIN_TIMEOUT_S = 30
 _REVOKE_DRAIN_TIMEOUT_S = 10
 
@@ -225,7 +226,9 @@ class App(faust.App):
             try:
                 await self.create_schema()
                 break
-            except Exception as exc:  # noqa: BLE001 - wait for the database, do not crash-loop
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise  # a permission or configuration problem: fail loudly, do not loop
                 attempt += 1
                 delay = backoff_s(attempt, self.settings.retry_backoff_ms, self.settings.retry_backoff_max_ms)
                 log.warning("database not ready (%r), retrying in %.1fs", exc, delay)
@@ -265,13 +268,22 @@ class App(faust.App):
 
     async def _purge_inbox(self) -> None:
         # Any worker may run it: the DELETE is idempotent and takes no lock.
+        # Chunks keep each transaction short; the time budget keeps one tick
+        # from running into the next.
+        removed, deadline = 0, self.loop.time() + _PURGE_BUDGET_S
         try:
-            async with self.engine.begin() as conn:
-                removed = await inbox.purge(conn, self.settings.schema, self.settings.inbox_retention_s, _PURGE_BATCH)
-            if removed:
-                log.info("inbox: purged %d rows older than %ds", removed, self.settings.inbox_retention_s)
+            while self.loop.time() < deadline:
+                async with self.engine.begin() as conn:
+                    chunk = await inbox.purge(
+                        conn, self.settings.schema, self.settings.inbox_retention_s, _PURGE_BATCH
+                    )
+                removed += chunk
+                if chunk < _PURGE_BATCH:
+                    break
         except Exception as exc:  # noqa: BLE001 - a timer must never crash the worker
             log.warning("inbox purge failed, will retry: %r", exc)
+        if removed:
+            log.info("inbox: purged %d rows older than %ds", removed, self.settings.inbox_retention_s)
 
     async def _log_stats(self) -> None:
         log.info("streamproc stats %s", json.dumps(self.stats(), sort_keys=True))
