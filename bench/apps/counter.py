@@ -9,7 +9,7 @@ import faust
 from streamproc import Settings
 
 settings = Settings.from_env()
-app = faust.App(os.environ["BENCH_APP_ID"], broker=settings.broker, web_enabled=False)
+app = faust.App(os.environ["BENCH_APP_ID"], broker=settings.faust_broker, web_enabled=False)
 source = app.topic(os.environ["BENCH_TOPIC"], value_type=bytes, value_serializer="raw",
                    key_type=bytes, key_serializer="raw")
 BATCH = int(os.environ.get("STREAMPROC_BATCH_SIZE", "500"))
