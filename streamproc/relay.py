@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import asyncpg
@@ -18,9 +18,12 @@ from aiokafka import AIOKafkaProducer
 from mode import Service
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from . import faults, outbox
+from . import deadletter, faults, outbox
 from .config import Settings
+from .deadletter import DeadLetter
+from .errors import is_transient
 from .kafka import new_producer
+from .messages import MESSAGE_ID_HEADER, Record
 from .retry import backoff_s
 
 __all__ = ["Relay", "RelayStats"]
@@ -33,6 +36,7 @@ class RelayStats:
     """Counters since the relay started."""
 
     published: int = 0
+    dead_lettered: int = 0
     transactions: int = 0
     failures: int = 0
 
@@ -63,8 +67,10 @@ class Relay(Service):
         1. BEGIN; take every shard no other relay holds (advisory xact locks).
         2. Read the oldest ``relay_batch_size`` rows of those shards, by id.
         3. Hand them all to the idempotent producer, then await every ack.
-        4. DELETE the rows and COMMIT, which releases the shards.
-        An error anywhere rolls back: the rows stay and are sent again.
+        4. Dead-letter the rows the broker refuses for good (too large, not
+           authorised…), so one bad row cannot block its shard forever.
+        5. DELETE the rows and COMMIT, which releases the shards.
+        Any other error rolls back: the rows stay and are sent again.
         """
         producer = await self._ensure_producer()
         schema = self.settings.schema
@@ -73,19 +79,17 @@ class Relay(Service):
             rows = await outbox.fetch(conn, schema, shards, self.settings.relay_batch_size)
             if not rows:
                 return 0
-            pending = [
-                await producer.send(
-                    row.message.topic, row.message.value, key=row.message.key,
-                    headers=list(row.message.headers),
-                )
-                for row in rows
-            ]
-            faults.hit("relay_publish")
-            await asyncio.gather(*pending)
+            outcomes = await _publish(producer, rows)
+            refused = [_unpublishable(row, exc) for row, exc in zip(rows, outcomes) if exc is not None]
             faults.hit("relay_after_publish")
+            await deadletter.append(conn, schema, refused)
             await outbox.delete(conn, schema, [row.id for row in rows])
+        for letter in refused:
+            log.error("relay: dead-lettered outbox row %s for %s: %s", letter.record.offset,
+                      letter.record.topic, letter.error_message)
         self.stats.transactions += 1
-        self.stats.published += len(rows)
+        self.stats.published += len(rows) - len(refused)
+        self.stats.dead_lettered += len(refused)
         return len(rows)
 
     @Service.task
@@ -149,3 +153,37 @@ class Relay(Service):
         """Close the producer (flushing nothing unacknowledged) and the LISTEN connection."""
         await self._reset_producer()
         await self._close_listener()
+
+
+async def _publish(producer: AIOKafkaProducer, rows: list[outbox.StoredMessage]) -> list[BaseException | None]:
+    """Send ``rows`` in order, then await every ack; per row, the broker's permanent
+    refusal or None. A transient failure raises (the whole batch is sent again)."""
+    acks: list[asyncio.Future[Any] | BaseException] = []
+    for row in rows:  # one at a time: the order of send() calls is the order on a partition
+        try:
+            acks.append(await producer.send(
+                row.message.topic, row.message.value, key=row.message.key, headers=list(row.message.headers)
+            ))
+        except Exception as exc:
+            if is_transient(exc):
+                raise  # stop here, so that no later row of the same key overtakes this one
+            acks.append(exc)
+    faults.hit("relay_publish")
+    results = await asyncio.gather(
+        *(ack for ack in acks if isinstance(ack, asyncio.Future)), return_exceptions=True
+    )
+    sent = iter(results)
+    outcomes = [ack if isinstance(ack, BaseException) else next(sent) for ack in acks]
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException) and is_transient(outcome):
+            raise outcome
+    return [outcome if isinstance(outcome, BaseException) else None for outcome in outcomes]
+
+
+def _unpublishable(row: outbox.StoredMessage, exc: BaseException) -> DeadLetter:
+    """A dead letter for an outbox row the broker refused; offset is the outbox id."""
+    message = row.message
+    message_id = dict(message.headers).get(MESSAGE_ID_HEADER, b"").decode(errors="replace")
+    record = Record(message.topic, -1, row.id, message.key, message.value, message.headers)
+    letter = DeadLetter.from_exception("relay", message_id or f"outbox/{row.id}", record, exc, attempts=1)
+    return replace(letter, reason="unpublishable")

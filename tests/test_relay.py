@@ -72,3 +72,33 @@ async def test_two_relays_keep_per_key_order_and_send_each_row_once(pipeline: Pi
     published = [relay.stats.published for relay in relays]
     assert sum(published) == KEYS * PER_KEY
     assert all(n > 0 for n in published), f"one relay did all the work: {published}"
+
+
+async def test_a_row_the_broker_refuses_is_dead_lettered_and_the_rest_goes_on(pipeline: Pipeline) -> None:
+    """A value over the producer's 1 MB request limit can never be sent: it must not
+    block its shard. It becomes a dead letter; the rows around it are published."""
+    await pipeline.create_topics(["relayed"], partitions=1)
+    settings = Settings.from_env(
+        {}, broker=pipeline.kafka_broker, database_url=pipeline.database_url, schema=pipeline.schema,
+    )
+    engine = create_engine(settings)
+    await create_schema(engine, settings.schema)
+    topic = pipeline.topic("relayed")
+    async with engine.begin() as conn:
+        await append(conn, settings.schema, [
+            OutboxMessage(topic, b"k", value, [("message-id", f"m{i}".encode())])
+            for i, value in enumerate([b"first", b"x" * 2_000_000, b"third"])
+        ], settings.relay_shards)
+    relay = Relay(settings, engine)
+    try:
+        assert await relay.relay_once() == 3
+    finally:
+        await relay.stop()
+        await engine.dispose()
+    messages = await consume_all(pipeline.bootstrap, topic, 3, 10)
+    assert [m.value for m in messages] == [b"first", b"third"]
+    letter = await pipeline.pg.fetchrow(f'SELECT * FROM "{pipeline.schema}".dead_letter')
+    assert (letter["processor"], letter["message_id"], letter["reason"]) == ("relay", "m1", "unpublishable")
+    assert "MessageSizeTooLarge" in letter["error_type"] and len(letter["value"]) == 2_000_000
+    assert await pipeline.scalar("SELECT count(*) FROM {s}.outbox") == 0
+    assert relay.stats.dead_lettered == 1 and relay.stats.published == 2
