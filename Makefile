@@ -27,7 +27,7 @@ endef
 # Extra arguments for pytest, e.g. make test PYTEST_ARGS='-k smoke -x'
 PYTEST_ARGS ?=
 
-.PHONY: help venv tools services services-stop services-status schema test demo bench clean
+.PHONY: help venv tools services services-stop services-status chaos-services chaos-stop schema test chaos demo bench clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -61,11 +61,25 @@ services-stop: ## stop the local Kafka and PostgreSQL
 services-status: ## show whether the local Kafka and PostgreSQL run
 	stack/services.sh status
 
+# The fault-injection suite stops and restarts services, so it has a stack of
+# its own (stack/chaos.sh), never the one above nor KAFKA_BROKER/DATABASE_URL.
+CHAOS_SERVICES ?= pg kafka
+
+chaos-services: venv ## start the chaos stack: PostgreSQL 5434, Kafka 9192 (CHAOS_SERVICES='pg kafka cluster' adds 9292-9294)
+	stack/chaos.sh start $(CHAOS_SERVICES)
+
+chaos-stop: ## stop the chaos stack
+	stack/chaos.sh stop
+
 schema: venv services ## create the database schema
 	$(call py,$(BIN)/faust -A agents.app init-db)
 
-test: venv tools services ## run the whole test suite against the real services
+test: venv tools services chaos-services ## run the whole test suite (and the short fault suite) against the real services
 	$(call py,$(BIN)/pytest $(PYTEST_ARGS))
+
+chaos: CHAOS_SERVICES = pg kafka cluster
+chaos: venv chaos-services ## the long fault-injection run (>=100k orders; 1 and 3 brokers); writes bench/results/chaos.json
+	$(BIN)/pytest -m chaos -s tests/chaos $(PYTEST_ARGS)
 
 demo: venv services schema ## run the example app on a stream of sample events
 	$(call py,$(BIN)/python -m agents.demo)
@@ -73,6 +87,7 @@ demo: venv services schema ## run the example app on a stream of sample events
 bench: venv services schema ## run the benchmarks
 	$(call py,$(BIN)/python -m bench)
 
-clean: ## stop the services and delete .stack and .venv
+clean: ## stop the services (the chaos stack too) and delete .stack and .venv
+	stack/chaos.sh clean
 	stack/services.sh clean
 	rm -rf $(VENV)
