@@ -173,7 +173,15 @@ cmd_chaos_stop() {
     components "pg kafka cluster" "$@"
     lock
     if has kafka; then stop_kafka_node single; fi
-    if has cluster; then for n in "${CLUSTER_NODES[@]}"; do stop_kafka_node "$n"; done; fi
+    if has cluster; then
+        # All nodes at once: the last one alone would wait for a quorum that is gone.
+        local pid
+        for n in "${CLUSTER_NODES[@]}"; do
+            select_node "$n"
+            if pid=$(kafka_pid); then kill -TERM "$pid" 2>/dev/null || true; fi
+        done
+        for n in "${CLUSTER_NODES[@]}"; do stop_kafka_node "$n"; done
+    fi
     if has pg; then select_pg; pg_stop; fi
 }
 
