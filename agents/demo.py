@@ -55,7 +55,7 @@ async def run(n_orders: int, duplicate_share: float, timeout_s: float) -> int:
     faust_bin = str(Path(sys.executable).parent / "faust")
     with log_path.open("wb") as log:
         worker = subprocess.Popen(
-            [faust_bin, "--datadir", str(work / "data"), "-A", "agents.app", "worker", "-l", "info"],
+            [faust_bin, "--datadir", str(work / "data"), "-A", "agents.app", "worker", "-l", "info", "--without-web"],
             env=env, stdout=log, stderr=subprocess.STDOUT,
         )
     print(f"worker pid {worker.pid} started: faust -A agents.app worker -l info (log: {log_path})")

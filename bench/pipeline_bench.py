@@ -56,7 +56,7 @@ async def _run_worker(
     log_path = work / f"{app.rsplit('.', 1)[-1]}.log"
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
-            [FAUST, "--datadir", str(work / "data"), "-A", app, "worker", "-l", "info"],
+            [FAUST, "--datadir", str(work / "data"), "-A", app, "worker", "-l", "info", "--without-web"],
             env={**os.environ, **env, "PYTHONUNBUFFERED": "1"}, stdout=log, stderr=subprocess.STDOUT,
         )
     ready_at = None

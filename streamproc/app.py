@@ -21,7 +21,7 @@ from .codecs import Codec, JsonCodec
 from .config import Settings
 from .database import create_engine, create_sessions
 from .errors import UndeclaredTopicError, is_transient
-from .kafka import faust_credentials
+from .kafka import faust_credentials, wait_for_broker
 from .messages import IdSource
 from .offsets import GuardedConsumer
 from .processor import Handler, Processor, ProcessorOptions
@@ -77,7 +77,6 @@ class App(faust.App):
         credentials = faust_credentials(self.settings)
         if credentials is not None:
             faust_options.setdefault("broker_credentials", credentials)
-        faust_options.setdefault("web_enabled", False)
         faust_options.setdefault("topic_allow_declare", True)
         faust_options.setdefault("producer_acks", -1)
         # Faust's own wait (consumer.wait_empty) waits for every buffered event
@@ -220,7 +219,8 @@ class App(faust.App):
         return super()._new_consumer()
 
     async def on_start(self) -> None:
-        """Create the schema (retrying until the database answers), then start Faust."""
+        """Wait for Kafka and create the schema (retrying until both answer), then start Faust."""
+        await wait_for_broker(self.settings)
         attempt = 0
         while True:
             try:

@@ -4,6 +4,7 @@ skipping or crash-looping, and resumes by itself when the database is back."""
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import Iterator
 from urllib.parse import urlsplit
 
@@ -79,3 +80,16 @@ async def test_sigterm_during_an_outage_stops_and_a_restart_catches_up(pipeline:
     assert await counts(pipeline) == {
         **{t: 1000 for t in TABLES}, **{f"inbox:{p}": 1000 for p in PROCESSORS}, "outbox": 0, "dead_letter": 0,
     }
+
+
+async def test_a_worker_started_before_kafka_waits_for_it(pipeline: Pipeline) -> None:
+    """Faust gives up at start-up when no broker answers; a streamproc worker waits
+    (retrying with backoff) and stops cleanly on SIGTERM meanwhile."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        nobody = s.getsockname()[1]
+    worker = pipeline.worker("agents.app", KAFKA_BROKER=f"kafka://127.0.0.1:{nobody}").start(wait=False)
+    worker.wait_for_log("Kafka not reachable", 30)
+    await asyncio.sleep(3)
+    assert worker.proc is not None and worker.proc.poll() is None, worker.log_text()[-2000:]
+    assert worker.stop(timeout_s=30) == 0

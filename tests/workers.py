@@ -33,7 +33,7 @@ class Worker:
         log = self.log_path.open("ab")
         self._log_offset = self.log_path.stat().st_size
         self.proc = subprocess.Popen(
-            [FAUST, "--datadir", str(self.data_dir), "-A", self.app, "worker", "-l", "info"],
+            [FAUST, "--datadir", str(self.data_dir), "-A", self.app, "worker", "-l", "info", "--without-web"],
             env=env, stdout=log, stderr=subprocess.STDOUT, cwd=Path(__file__).resolve().parent.parent,
         )
         if wait:

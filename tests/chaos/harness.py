@@ -21,7 +21,6 @@ import asyncio
 import json
 import random
 import re
-import socket
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -124,12 +123,6 @@ class Result:
         }
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Slot:
     """One worker name (w1, w2, w3): its data dir survives restarts."""
 
@@ -153,7 +146,7 @@ class Slot:
         self.run_offsets.append(path.stat().st_size if path.exists() else 0)
         self.killed_by_us = False
         self.fault = fault
-        extra = {"WEB_PORT": str(_free_port()), "WEB_BIND": "127.0.0.1"}
+        extra: dict[str, str] = {}
         if fault:
             extra["STREAMPROC_FAULT"] = fault
         await asyncio.to_thread(self.worker.start, 90, wait, **extra)
