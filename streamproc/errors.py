@@ -5,6 +5,7 @@
     StreamprocError                      root; ``retriable`` says whether a retry can help
     ├── ConfigurationError               a setting is missing or malformed
     ├── UndeclaredTopicError             ``ctx.emit`` to a topic the app never declared
+    ├── SessionMisuseError               a handler tried to commit ``ctx.session``
     ├── DecodeError                      input that cannot become an event (dead-lettered)
     │   ├── NullValueError               the record has no value
     │   ├── NullKeyError                 the processor needs a key and the record has none
@@ -37,6 +38,7 @@ __all__ = [
     "NullValueError",
     "PayloadTooLargeError",
     "SchemaMismatchError",
+    "SessionMisuseError",
     "StreamprocError",
     "TransientError",
     "UndeclaredTopicError",
@@ -56,6 +58,10 @@ class ConfigurationError(StreamprocError):
 
 class UndeclaredTopicError(StreamprocError):
     """``ctx.emit`` named a topic that the app never declared with ``app.topic``."""
+
+
+class SessionMisuseError(StreamprocError):
+    """A handler called ``ctx.session.commit()``: the batch transaction is streamproc's."""
 
 
 class DecodeError(StreamprocError):

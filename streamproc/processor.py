@@ -12,7 +12,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Session
 
 from . import deadletter, faults, inbox, outbox
 from .cache import HotIdCache
@@ -20,7 +22,14 @@ from .codecs import Codec
 from .config import Settings
 from .context import Context
 from .deadletter import DeadLetter
-from .errors import DecodeError, NullKeyError, NullValueError, PayloadTooLargeError, is_transient
+from .errors import (
+    DecodeError,
+    NullKeyError,
+    NullValueError,
+    PayloadTooLargeError,
+    SessionMisuseError,
+    is_transient,
+)
 from .messages import IdSource, Record, message_id_of
 from .outbox import OutboxMessage
 from .retry import backoff_s
@@ -28,6 +37,16 @@ from .retry import backoff_s
 __all__ = ["Handler", "Host", "Processor", "ProcessorOptions", "ProcessorStats"]
 
 log = logging.getLogger(__name__)
+
+_IN_HANDLER = "streamproc.in_handler"
+
+
+@event.listens_for(Session, "before_commit")
+def _refuse_commit_in_handler(session: Session) -> None:
+    # A handler's commit would split the batch: its rows would commit apart
+    # from the inbox claims and outbox rows that must go with them.
+    if session.info.get(_IN_HANDLER):
+        raise SessionMisuseError("a handler must not commit ctx.session: streamproc commits the batch")
 
 #: ``async def handler(ctx, value) -> None``
 Handler = Callable[[Context, Any], Awaitable[None]]
@@ -328,7 +347,7 @@ class Processor:
                 else:
                     ctx = self._context(session, item)
                     try:
-                        await self.handler(ctx, item.value)
+                        await self._call_handler(ctx, item.value)
                     except Exception as exc:
                         if is_transient(exc):
                             raise
@@ -357,7 +376,7 @@ class Processor:
             ctx = self._context(session, item)
             try:
                 async with session.begin_nested():
-                    await self.handler(ctx, item.value)
+                    await self._call_handler(ctx, item.value)
                     await session.flush()
             except Exception as exc:
                 if is_transient(exc):
@@ -388,6 +407,14 @@ class Processor:
             await self._sleep(
                 backoff_s(failure.attempts, self.options.retry_backoff_ms, self.options.retry_backoff_max_ms)
             )
+
+    async def _call_handler(self, ctx: Context, value: Any) -> None:
+        info = ctx.session.sync_session.info
+        info[_IN_HANDLER] = True
+        try:
+            await self.handler(ctx, value)
+        finally:
+            info[_IN_HANDLER] = False
 
     async def _sleep(self, seconds: float) -> None:
         """Back off for ``seconds``; raise :class:`_Abandoned` if the worker starts stopping."""

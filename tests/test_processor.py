@@ -257,3 +257,18 @@ async def test_a_broken_custom_codec_dead_letters_instead_of_crashing(host: Host
     (letter,) = await query(host, "SELECT reason, error_message FROM {s}.dead_letter")
     assert letter["reason"] == "decode_error" and "codec bug" in letter["error_message"]
     assert acks == [0]
+
+
+async def test_a_handler_that_commits_is_stopped_and_the_batch_stays_whole(host: Host) -> None:
+    async def handler(ctx: Context, value: dict) -> None:
+        ctx.session.add(Effect(message_id=ctx.message_id, n=value["n"]))
+        if value["n"] == 1:
+            await ctx.session.commit()
+
+    processor = make(host, handler)
+    acks: list[int] = []
+    await processor.process(events([(f"m{i}", b'{"n": %d}' % i) for i in range(3)], acks))
+    assert sorted(r[0] for r in await query(host, "SELECT message_id FROM {s}.effect")) == ["m0", "m2"]
+    (letter,) = await query(host, "SELECT message_id, error_type, error_message FROM {s}.dead_letter")
+    assert letter["message_id"] == "m1" and letter["error_type"] == "streamproc.errors.SessionMisuseError"
+    assert await query(host, "SELECT count(*) FROM {s}.inbox") == [(3,)]

@@ -7,7 +7,7 @@ def test_public_names_are_exactly_the_curated_list() -> None:
     assert sorted(streamproc.__all__) == [
         "App", "Codec", "ConfigurationError", "Context", "DecodeError", "InvalidJsonError",
         "InvalidMessageIdError", "InvalidUtf8Error", "JsonCodec", "NullKeyError", "NullValueError",
-        "PayloadTooLargeError", "Processor", "Record", "SchemaMismatchError", "Settings",
+        "PayloadTooLargeError", "Processor", "Record", "SchemaMismatchError", "SessionMisuseError", "Settings",
         "StreamprocError", "TransientError", "UndeclaredTopicError",
     ]
     assert all(hasattr(streamproc, name) for name in streamproc.__all__)
